@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -133,8 +133,6 @@ class ExperimentSpec:
 
     def with_epochs(self, epochs: int) -> "ExperimentSpec":
         """A smoke-run copy with a different epoch budget (never written to reference_runs/)."""
-        from dataclasses import replace
-
         return replace(self, epochs=epochs)
 
 
@@ -411,6 +409,11 @@ def parse(raw: Mapping[str, Any], source: str) -> Assignment:
                 raise AssignmentError(f"{source}: experiments[{i}] ({exp.id}).of: must name a training experiment, got {exp.of!r}")
             if not target.evaluate_test:
                 raise AssignmentError(f"{source}: experiments[{i}] ({exp.id}).of: {exp.of!r} does not set evaluate_test = true")
+
+    # A test evaluation trains nothing of its own: it carries the spec of the model it evaluates.
+    experiments = [replace(next(t for t in experiments if t.id == e.of), id=e.id, exercise=e.exercise,
+                           variant=e.variant, kind="test", of=e.of) if e.kind == "test" else e
+                   for e in experiments]
 
     rub = _Reader(raw.get("rubric", None) or {}, "rubric", source)
     if "rubric" not in raw:
