@@ -117,3 +117,7 @@ def _list_battery(assignment: assignment_mod.Assignment, selected: Any, store: A
         stored = "-" if record is None else ("yes" if record.spec_hash == spec.spec_hash() else "stale")
         click.echo(f"{spec.id:24} {spec.kind:5} {spec.split:9} {spec.epochs:>6} {spec.batch_size:>5} "
                    f"{spec.optimizer['name']:10} {spec.spec_hash():16} {stored}")
+
+
+if __name__ == "__main__":  # python -m grader.cli
+    main()

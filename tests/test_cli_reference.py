@@ -103,3 +103,33 @@ def test_battery_trains_caches_and_forces(tiny_data, tmp_path):
     assert forced.output.startswith(f"tiny: training 1 experiments, 0 cached, ")
     # retrained with the same seeds: bit-identical history
     assert curves(Store(out).get("acts.sigmoid")) == curves(records["acts.sigmoid"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_records(tiny_data, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) ends the run cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    toml = tmp_path / "two.toml"
+    text = Path(TINY).read_text().replace("seeds = [1, 2]", "seeds = [1]")
+    text = text.replace('id = "acts.sigmoid"', 'id = "acts.slow"\nepochs = 2000')
+    toml.write_text(text)
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "reference", "--assignment", str(toml),
+                             "--out", str(out), "--only", "acts.relu,acts.slow", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "acts.relu.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "acts.relu.json").exists(), proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (stdout, stderr)
+    assert f"Error: interrupted: 1 finished records kept in {out}" in stderr
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["acts.relu.json", "index.json"]
+    assert Store(out).get("acts.relu").histories[0].epochs == 3

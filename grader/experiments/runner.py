@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+from multiprocessing.managers import SyncManager
 import os
 import queue
+import signal
 import time
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -109,9 +111,15 @@ class Outcome:
 
 # ------------------------------------------------------------------------------- worker side
 
+def _ignore_sigint() -> None:
+    """Helpers leave Ctrl-C to the driver, which ends them in order and keeps finished records."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _init_worker(threads: int, events: Any) -> None:
     from .train import configure_threads
 
+    _ignore_sigint()
     # TensorFlow's C++ start-up notices (no CUDA driver, ...) ignore TF_CPP_MIN_LOG_LEVEL; a
     # worker's failures reach the parent as exceptions, so its stderr is not needed.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -168,7 +176,8 @@ def run(plan: Plan, store: Store, *, workers: int, data_dir: str | None,
     workers = max(1, min(workers, len(jobs)))
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
+    manager = SyncManager(ctx=ctx)
+    manager.start(_ignore_sigint)
     events = manager.Queue()
     done: dict[str, dict[int, dict[str, Any]]] = {h: {} for h in by_hash}
     runtime: dict[str, Any] = {"workers": workers, "threads_per_worker": threads}
