@@ -100,7 +100,7 @@ def test_battery_trains_caches_and_forces(tiny_data, tmp_path):
 
     forced = run("reference", "--assignment", TINY, "--out", str(out), "--only", "acts.sigmoid", "--force")
     assert forced.exit_code == 0
-    assert forced.output.startswith(f"tiny: training 1 experiments, 0 cached, ")
+    assert forced.output.startswith("tiny: training 1 experiments, 0 cached, ")
     # retrained with the same seeds: bit-identical history
     assert curves(Store(out).get("acts.sigmoid")) == curves(records["acts.sigmoid"])
 

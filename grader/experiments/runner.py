@@ -14,11 +14,10 @@ from multiprocessing.managers import SyncManager
 import os
 import queue
 import signal
-import time
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import __version__
 from ..assignment import Assignment, ExperimentSpec
