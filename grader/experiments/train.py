@@ -23,6 +23,7 @@ import numpy as np
 from ..data import load_test, load_train, split_indices
 from ..records import SeedHistory
 
+EVAL_BATCH = 1000
 Progress = Callable[[str, int, int, float], None]  # (experiment id, seed, epoch, val_accuracy)
 
 
@@ -94,7 +95,9 @@ def run_job(job: Job, progress: Progress | None = None) -> SeedHistory:
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
             ds = ds.shuffle(len(x), seed=job.seed, reshuffle_each_iteration=True)
-        return ds.batch(spec["batch_size"]).prefetch(2)
+            return ds.batch(spec["batch_size"]).prefetch(2)
+        # Evaluation batches do not change the result (a mean over samples), only its speed.
+        return ds.batch(EVAL_BATCH).prefetch(2)
 
     lr_log: list[float] = []
 
