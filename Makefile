@@ -23,6 +23,8 @@ demo: setup data
 	$(VENV)/bin/grader reference --list --assignment trabajo2
 	$(VENV)/bin/grader reference --list --assignment challenge_s3
 	$(VENV)/bin/grader reference --assignment challenge_s3 --epochs 2
+	$(VENV)/bin/grader grade submissions/ -o graded/ || test $$? -eq 1  # 1: the class has a corrupt upload, listed
+	@echo "PDFs: graded/reports/*.pdf and graded/class_summary.pdf; grades: graded/grades.csv (Moodle import: graded/moodle_grades.csv)"
 
 test: setup data
 	$(PY) -m pytest -q

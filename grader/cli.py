@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import click
 
@@ -33,9 +33,90 @@ def main() -> None:
     """Autograder and report generator for the Fashion-MNIST Keras assignment.
 
     \b
+    grader check       grade one notebook against the rubric (never runs its code)
+    grader report      the same, written as a printable PDF report
+    grader grade       grade a class (folder or LMS zip): PDFs, grades.csv, gradebook
     grader reference   run (or list) the battery of reference experiments
     grader data        show where the Fashion-MNIST files are looked for
     """
+
+
+# ---------------------------------------------------------------------------------- check
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--assignment", "-a", "assignment_name", default="auto", show_default=True,
+              help="trabajo2, challenge_s3, a TOML file, or auto (detected from the notebook).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the rubric.")
+@click.option("--lang", type=click.Choice(["es", "en"]), default=None,
+              help="Language of the messages [default: from $LANG, else es].")
+@click.pass_context
+def check(ctx: click.Context, notebook: str, assignment_name: str, as_json: bool, lang: str | None) -> None:
+    """Grade NOTEBOOK from its saved outputs and code (exit 0: every required check passes)."""
+    from .submission import check_notebook
+
+    result = check_notebook(notebook, assignment=assignment_name, lang=lang)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        from rich.console import Console
+
+        from .terminal import rubric
+
+        console = Console(highlight=False, soft_wrap=False)
+        for renderable in rubric(result):
+            console.print(renderable)
+    ctx.exit(result.exit_code)
+
+
+# --------------------------------------------------------------------------------- report
+
+def _report_date(value: str | None) -> str:
+    """--date, else $SOURCE_DATE_EPOCH (reproducible builds), else today: the renderer never reads the clock."""
+    from datetime import date, datetime, timezone
+
+    if value:
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc).date().isoformat()
+    return date.today().isoformat()
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="PDF to write [default: NOTEBOOK with .pdf].")
+@click.option("--assignment", "-a", "assignment_name", default="auto", show_default=True,
+              help="trabajo2, challenge_s3, a TOML file, or auto (detected from the notebook).")
+@click.option("--lang", type=click.Choice(["es", "en"]), default=None,
+              help="Language of the report [default: from $LANG, else es].")
+@click.option("--html", "keep_html", is_flag=True, help="Also write the HTML next to the PDF.")
+@click.option("--date", "date_value", default=None, metavar="YYYY-MM-DD",
+              help="Date printed on the report [default: $SOURCE_DATE_EPOCH, else today].")
+@click.pass_context
+def report(ctx: click.Context, notebook: str, output: str | None, assignment_name: str, lang: str | None,
+           keep_html: bool, date_value: str | None) -> None:
+    """Grade NOTEBOOK as `grader check` does and write its printable PDF report (same exit codes)."""
+    from . import report as report_mod
+    from .submission import check_notebook, load_references
+
+    day = _report_date(date_value)
+    result = check_notebook(notebook, assignment=assignment_name, lang=lang)
+    chosen = assignment_mod.load(assignment_name if assignment_name != "auto" else result.assignment)
+    data = report_mod.from_check(result)
+    html = report_mod.render_student_report_html(data, load_references(chosen), chosen, lang=result.lang, date=day)
+    pdf_path = Path(output) if output else Path(notebook).with_suffix(".pdf")
+    report_mod.write_bytes(pdf_path, report_mod.html_to_pdf(html))
+    click.echo(f"{pdf_path}: {result.total:g} / {result.max_total:g}")
+    if keep_html:
+        html_path = pdf_path.with_suffix(".html")
+        report_mod.write_bytes(html_path, html.encode("utf-8"))
+        click.echo(f"{html_path}")
+    ctx.exit(result.exit_code)
 
 
 # ----------------------------------------------------------------------------------- data
@@ -117,6 +198,67 @@ def _list_battery(assignment: assignment_mod.Assignment, selected: Any, store: A
         stored = "-" if record is None else ("yes" if record.spec_hash == spec.spec_hash() else "stale")
         click.echo(f"{spec.id:24} {spec.kind:5} {spec.split:9} {spec.epochs:>6} {spec.batch_size:>5} "
                    f"{spec.optimizer['name']:10} {spec.spec_hash():16} {stored}")
+
+
+# ---------------------------------------------------------------------------------- grade
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=str))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=str), default="graded",
+              show_default=True, help="Folder for reports/, class_summary.pdf, grades.csv, results.json.")
+@click.option("--assignment", "-a", "assignment_name", default="auto", show_default=True,
+              help="trabajo2, challenge_s3, a TOML file, or auto (detected per notebook).")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="cores",
+              help="Worker processes grading and rendering PDFs in parallel.")
+@click.option("--lang", type=click.Choice(["es", "en"]), default=None,
+              help="Language of the reports [default: from $LANG, else es].")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Gradebook SQLite file [default: OUT/gradebook.sqlite].")
+@click.option("--regrade", is_flag=True, help="Grade again what the gradebook already holds.")
+@click.option("--lms", type=click.Choice(["auto", "moodle", "canvas", "generic"]), default="auto",
+              show_default=True, help="Grades import file to write (auto: from the submissions' names).")
+@click.option("--no-reports", is_flag=True, help="Skip the PDFs (grades, CSV and JSON only).")
+@click.pass_context
+def grade(ctx: click.Context, source: str, out_dir: str, assignment_name: str, workers: int, lang: str | None,
+          db_path: str | None, regrade: bool, lms: str, no_reports: bool) -> None:
+    """Grade every notebook in SOURCE (a folder, or a Moodle/Canvas zip): one PDF per student,
+    a class summary, grades.csv and an LMS import file (exit 0: every submission was graded)."""
+    import sys
+    from datetime import datetime, timezone
+
+    from . import grading, gradeview, intake as intake_mod
+    from .gradebook import Gradebook
+    from .messages import resolve_lang
+
+    lang = resolve_lang(lang)
+    if assignment_name != grading.AUTO:
+        assignment_mod.load(assignment_name)  # a wrong name is a usage error before any work
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible reports: the date is passed in
+    today = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now()
+    date = today.date().isoformat()
+    out = Path(out_dir)
+    with intake_mod.collect(source) as found, Gradebook(Path(db_path) if db_path else out / "gradebook.sqlite") as book:
+        gradeview.echo(gradeview.intake_lines(found, source))
+        plan = grading.make_plan(found, book, assignment=assignment_name, lang=lang, date=date,
+                                 out_dir=None if no_reports else str(out), regrade=regrade)
+        gradeview.echo([gradeview.plan_line(len(plan.todo), len(plan.done), workers, out_dir, plan.stale)])
+        started = datetime.now(timezone.utc)
+        with gradeview.GradeProgress(live=sys.stdout.isatty()) as progress:
+            outcome = grading.run(plan, book, workers=workers, on_event=progress.event,
+                                  graded_at=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        if outcome.interrupted:
+            raise click.ClickException(f"interrupted: {outcome.graded} graded by this run are kept in {book.path}; "
+                                       "run the same command again to finish")
+        files = grading.write_outputs(outcome, found, assignment=assignment_name, lms=lms, lang=lang, date=date,
+                                      out_dir=str(out), reports=not no_reports)
+        files.append(("gradebook", str(book.path)))
+        seconds = (datetime.now(timezone.utc) - started).total_seconds()
+        gradeview.echo(gradeview.summary_lines(outcome.results, found.refused, outcome.kept, files))
+        gradeview.echo(gradeview.assignments_line(outcome.results,
+                                                  grading.summary_assignment(outcome.results, assignment_name)))
+        if outcome.graded:
+            click.echo(f"time: {seconds:.1f} s, {outcome.graded / max(seconds, 1e-9):.2f} submissions/s")
+    ctx.exit(1 if outcome.failed or found.refused else 0)
 
 
 if __name__ == "__main__":  # python -m grader.cli

@@ -728,7 +728,7 @@ def _evaluations(lines: _Lines, runs: tuple[TrainingLog, ...]) -> tuple[Evaluati
         start = lines.starts[i]
         if in_run.overlaps(start, start):
             continue
-        if first in "Ee" and (_HEADER.match(line) or _CALLBACK.match(line) or _EPOCH_LINE.match(line)):
+        if first in "EeÉé" and (_HEADER.match(line) or _CALLBACK.match(line) or _EPOCH_LINE.match(line)):
             continue
         p = _PROGRESS.match(line)
         if p or line.lstrip().startswith("- "):  # a Keras bar or verbose=2 line outside any run

@@ -109,6 +109,11 @@ class Notebook:
     cells: tuple[Cell, ...]
     encoding: str = "utf-8"
     repairs: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()  # metadata.authors / metadata.author (Jupyter, Colab, VS Code)
+    # The repairs that lost or guessed the student's own content (a cell that is not an object, a
+    # source that is not text, outputs that are not a list): such a file breaks the nbformat schema
+    # and a grader may refuse it rather than grade what is left.
+    damaged: tuple[str, ...] = ()
 
     @property
     def code_cells(self) -> tuple[Cell, ...]:
@@ -130,15 +135,16 @@ class Notebook:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "nbformat": self.nbformat,
                 "nbformat_minor": self.nbformat_minor, "kernel_name": self.kernel_name,
-                "encoding": self.encoding, "repairs": list(self.repairs),
-                "cells": [c.to_dict() for c in self.cells]}
+                "encoding": self.encoding, "repairs": list(self.repairs), "authors": list(self.authors),
+                "damaged": list(self.damaged), "cells": [c.to_dict() for c in self.cells]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Notebook":
         return cls(path=d["path"], sha256=d["sha256"], nbformat=int(d["nbformat"]),
                    nbformat_minor=int(d.get("nbformat_minor", 0)), kernel_name=d.get("kernel_name"),
                    cells=tuple(Cell.from_dict(c) for c in d.get("cells", ())),
-                   encoding=d.get("encoding", "utf-8"), repairs=tuple(d.get("repairs", ())))
+                   encoding=d.get("encoding", "utf-8"), repairs=tuple(d.get("repairs", ())),
+                   authors=tuple(d.get("authors", ())), damaged=tuple(d.get("damaged", ())))
 
 
 def read_notebook(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> Notebook:
@@ -182,10 +188,24 @@ def read_notebook(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYT
         metadata = {}
     kernelspec = metadata.get("kernelspec")
     kernel = kernelspec.get("name") if isinstance(kernelspec, dict) else None
-    cells = tuple(_cell(i, c, repairs) for i, c in enumerate(cells_raw))
+    damaged: list[str] = []
+    cells = tuple(_cell(i, c, repairs, damaged) for i, c in enumerate(cells_raw))
     return Notebook(path=where, sha256=sha, nbformat=major, nbformat_minor=minor,
                     kernel_name=kernel if isinstance(kernel, str) else None, cells=cells,
-                    encoding=encoding, repairs=tuple(repairs[:50]))
+                    encoding=encoding, repairs=tuple(repairs[:50]), authors=_authors(metadata),
+                    damaged=tuple(damaged[:20]))
+
+
+def _authors(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names in ``metadata.authors`` (a list of ``{"name": ...}`` or of strings) or ``metadata.author``."""
+    raw = metadata.get("authors", metadata.get("author"))
+    items = raw if isinstance(raw, list) else [raw]
+    names = []
+    for item in items[:20]:
+        name = item.get("name") if isinstance(item, dict) else item
+        if isinstance(name, str) and name.strip():
+            names.append(" ".join(name.split())[:120])
+    return tuple(names)
 
 
 # ---------------------------------------------------------------- reading and decoding
@@ -275,9 +295,10 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _cell(index: int, raw: Any, repairs: list[str]) -> Cell:
+def _cell(index: int, raw: Any, repairs: list[str], damaged: list[str]) -> Cell:
     if not isinstance(raw, dict):
         repairs.append(f"cell {index + 1}: not an object; kept as an empty raw cell")
+        damaged.append(f"cell {index + 1}: not an object")
         return Cell(index=index, cell_type="raw", source="")
     cell_type = raw.get("cell_type")
     if cell_type not in CELL_TYPES:
@@ -285,7 +306,11 @@ def _cell(index: int, raw: Any, repairs: list[str]) -> Cell:
         if cell_type != "heading":  # v3 heading cells that slipped through are markdown
             repairs.append(f"cell {index + 1}: cell_type {cell_type!r}; read as {guessed}")
         cell_type = "markdown" if cell_type == "heading" else guessed
-    source = _text(raw.get("source", raw.get("input", "")))
+    raw_source = raw.get("source", raw.get("input", ""))
+    if not isinstance(raw_source, (str, list)):
+        repairs.append(f"cell {index + 1}: source is not text; read as {type(raw_source).__name__}")
+        damaged.append(f"cell {index + 1}: source is not text")
+    source = _text(raw_source)
     if cell_type != "code":
         return Cell(index=index, cell_type=cell_type, source=source)
     count = raw.get("execution_count")
@@ -299,6 +324,7 @@ def _cell(index: int, raw: Any, repairs: list[str]) -> Cell:
     outs = raw.get("outputs", [])
     if not isinstance(outs, list):
         repairs.append(f"cell {index + 1}: outputs is not a list; ignored")
+        damaged.append(f"cell {index + 1}: outputs is not a list")
         outs = []
     outputs = tuple(o for o in (_output(x) for x in outs) if o is not None)
     return Cell(index=index, cell_type="code", source=source, execution_count=count, outputs=outputs)

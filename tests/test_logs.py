@@ -484,3 +484,10 @@ def test_tf_keras_evaluate_bar_then_print_keeps_the_precise_value():
             "Test accuracy: 0.9104999899864197\n")
     (ev,) = parse_evaluations(text)
     assert (ev.loss, ev.accuracy, ev.label, ev.kind) == (0.2711, 0.9104999899864197, "test", "progress")
+
+
+def test_spanish_epoch_lines_of_a_callback_are_not_evaluations():
+    text = "época  1 | acc 0.8012 | val_acc 0.8311\népoca  2 | acc 0.8512 | val_acc 0.8611\nÉpoca 3: val_acc 0.87\n"
+    logs = parse_cell_logs(text)
+    assert logs.evaluations == ()
+    assert logs.history_prints[0].metrics["val_accuracy"][:2] == (0.8311, 0.8611)

@@ -280,3 +280,21 @@ def test_five_megabyte_notebook_parses_fast(tmp_path):
     elapsed = time.perf_counter() - t0
     assert len(nb.cells) == 24 and all(c.outputs[1].has_image for c in nb.code_cells)
     assert elapsed < 0.5, f"read_notebook took {elapsed:.3f}s on a 5 MB notebook"
+
+
+def test_authors_from_the_metadata(tmp_path):
+    data = {"nbformat": 4, "nbformat_minor": 5, "cells": [{"cell_type": "markdown", "source": "# T2"}],
+            "metadata": {"authors": [{"name": " Marta  Lozano "}, "Luis Gil", {"x": 1}]}}
+    assert read_notebook(_write(tmp_path, data)).authors == ("Marta Lozano", "Luis Gil")
+    data["metadata"] = {"author": "Ana"}
+    assert read_notebook(_write(tmp_path, data)).authors == ("Ana",)
+
+
+def test_damaged_cells_are_listed_apart_from_harmless_repairs(tmp_path):
+    data = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "source": "x = 1", "outputs": []},  # no execution_count: harmless
+        {"cell_type": "code", "metadata": {}, "source": 42, "outputs": "ninguna"},
+        "not a cell"]}
+    nb = read_notebook(_write(tmp_path, data))
+    assert nb.damaged == ("cell 2: source is not text", "cell 2: outputs is not a list", "cell 3: not an object")
+    assert read_notebook(_write(tmp_path, GOOD)).damaged == ()
