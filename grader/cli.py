@@ -233,9 +233,7 @@ def grade(ctx: click.Context, source: str, out_dir: str, assignment_name: str, w
     lang = resolve_lang(lang)
     if assignment_name != grading.AUTO:
         assignment_mod.load(assignment_name)  # a wrong name is a usage error before any work
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible reports: the date is passed in
-    today = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now()
-    date = today.date().isoformat()
+    date = _report_date(None)  # $SOURCE_DATE_EPOCH, else today: the renderer never reads the clock
     out = Path(out_dir)
     with intake_mod.collect(source) as found, Gradebook(Path(db_path) if db_path else out / "gradebook.sqlite") as book:
         gradeview.echo(gradeview.intake_lines(found, source))

@@ -135,7 +135,9 @@ class Gradebook:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                       check_same_thread=False)
-        except (sqlite3.Error, OSError) as exc:
+        except OSError as exc:
+            raise GradebookError(f"{self.path}: cannot open the gradebook ({exc.strerror}: {exc.filename})") from None
+        except sqlite3.Error as exc:
             raise GradebookError(f"{self.path}: cannot open the gradebook ({exc})") from None
         try:
             self._retrying(self._setup)
@@ -333,7 +335,8 @@ def lms_csv(kind: str, results: Sequence[GradeResult], *, title: str, max_total:
         rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title],
                 ["Points Possible", "", "", "", "", _num(max_total)]]
         for r in ordered:
-            rows.append([r.name, r.lms_id if r.lms == "canvas" and r.lms_id else "", "", r.student, "", _num(r.total)])
+            # Canvas matches rows on ID (its user id); a row without one is left for the instructor.
+            rows.append([r.name, r.lms_id if r.lms == "canvas" and r.lms_id else "", "", "", "", _num(r.total)])
     elif kind == "generic":
         rows = [["student", "name", "grade", "max_grade", "status", "feedback"]]
         for r in ordered:

@@ -8,7 +8,6 @@ deterministic text, so it can be compared exactly.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import click
@@ -94,11 +93,12 @@ def intake_lines(intake: Intake, source: str) -> list[str]:
     lines = [head]
     for dup in intake.duplicates:
         lines.append(_duplicate(dup))
-    if intake.identical:
+    if len(intake.identical) == 1:
         copy, kept = intake.identical[0]
-        more = f" and {len(intake.identical) - 1} more" if len(intake.identical) > 1 else ""
-        lines.append(f"  {len(intake.identical)} identical cop{'ies' if len(intake.identical) != 1 else 'y'} "
-                     f"of a student's notebook graded once: {copy} = {kept}{more}")
+        lines.append(f"  the same file twice, graded once: {copy} = {kept}")
+    elif intake.identical:
+        lines.append(f"  {len(intake.identical)} files found twice (same student, same bytes: a folder and a zip "
+                     "of the same export?), each graded once")
     return lines
 
 
@@ -161,10 +161,3 @@ def assignments_line(results: Sequence[GradeResult], shown: str | None) -> list[
 def echo(lines: Sequence[str]) -> None:
     for line in lines:
         click.echo(line)
-
-
-def relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

@@ -105,11 +105,11 @@ def _references(assignment_id: str) -> Mapping[str, Any]:
 
 
 def payload(check: Any) -> dict[str, Any]:
-    """The check JSON object plus what the report shows besides (hints, flags, language): what
-    results.json keeps for each submission."""
-    out = check.to_dict()
-    out.update(check.extras())
-    return out
+    """What results.json keeps for a submission and the reports are drawn from: the check JSON
+    object plus hints, flags and each run's exercise and variant (the report's own converter)."""
+    from .report import from_check
+
+    return from_check(check)
 
 
 def flag_kinds(result: Mapping[str, Any]) -> tuple[str, ...]:

@@ -51,8 +51,8 @@ _SKIP_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git", "__pycache__"}
 
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<rest>.*)$", re.S)
 # Canvas lower-cases "lastfirst" and drops spaces; ids are database keys (several digits each).
-_CANVAS = re.compile(r"^(?P<name>[^\W\d_A-Z](?:[^\W_A-Z]|-)*?)(?P<late>_late)?_(?P<uid>\d{3,})_(?P<sid>\d{3,})_(?P<rest>.+)$",
-                     re.S)
+_CANVAS = re.compile(r"^(?P<name>[^\W\d_A-Z](?:[^\W_A-Z]|-)*?)(?P<late>_late)?"
+                     r"_(?P<uid>\d{3,})_(?P<sid>\d{3,})_(?P<rest>.+)$", re.S)
 
 
 class IntakeError(GraderError):
@@ -471,8 +471,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _assemble(source: str, found: _Found) -> Intake:
     """Ids from names, duplicates suffixed in source order; submissions sorted by id."""
+    # Files on disk before archive entries: of two identical copies, the plain file is the one kept.
     named = [(src, path, problem, identify(src))
-             for src, path, problem in sorted(found.entries, key=lambda e: (e[0].casefold(), e[0]))]
+             for src, path, problem in sorted(found.entries, key=lambda e: (e[0].count(ARCHIVE_SEP),
+                                                                            e[0].casefold(), e[0]))]
     named = _by_folder(named)
     by_base: dict[str, list[tuple[str, Path | None, str | None, Identity]]] = {}
     identical: list[tuple[str, str]] = []

@@ -8,11 +8,12 @@ as a student would hand them in. To keep the CPU bill small every notebook train
 comparison exercises on a subset for a few epochs, the final network for a bounded number of
 epochs; each notebook says so in its own markdown. The class covers what a grader meets:
 
-    Lucía Martín Prieto   strong (es)              Daniel Okafor   strong (en)
-    Tom Becker            strong, callbacks (en)   Marta Gil Ortega  final accuracy at the threshold (es)
-    Pablo Romero Sanz     below the threshold, an optimizer missing (es)
+    Lucía Martín Prieto   strong (es)              Tom Becker      strong, callbacks, L2 (en)
+    Daniel Okafor         tidy, but the final network overfits: accuracy in the partial band (en)
+    Marta Gil Ortega      no regularization, 8 epochs: final accuracy under the threshold (es)
+    Pablo Romero Sanz     below the threshold, variants missing, one hidden layer (es)
     Sofía Navarro Díaz    validates on the test set: test leakage (es)
-    Chen Wei              trains one model object again and again: model reuse (en)
+    Chen Wei              trains one model object again and again: model reuse; final in the partial band (en)
     Ana Belén Torres      Colab style (!pip, %matplotlib, tf.keras, verbose=2, a manual split) (es)
     Irene Castro Gómez    saved without outputs (never run before saving) (es)
     Javier Ruiz Molina    a corrupt file: the upload stopped halfway (es)
@@ -450,7 +451,7 @@ def marta() -> list:
         resultado = red_final.evaluate(x_test, y_test, verbose=0)
         print('Precisión en test:', round(resultado[1], 4))
         """),
-        md("Me quedo cerca del 89 % en validación; con más épocas y regularización seguramente llegaría al 90 %."),
+        md("No llego al 90 % en validación; con más épocas y algo de regularización seguramente mejoraría."),
     ]
 
 

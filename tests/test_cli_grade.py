@@ -258,3 +258,31 @@ def test_two_grade_runs_on_one_gradebook_at_once(tmp_path: Path) -> None:
     assert con.execute("SELECT COUNT(*), COUNT(DISTINCT student) FROM results").fetchone() == (16, 16)
     con.close()
     assert (tmp_path / "out1" / "grades.csv").read_bytes() == (tmp_path / "out2" / "grades.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_example_class(here: Path) -> None:
+    """submissions/: the folder and its Moodle zip hold the same files; each student is graded once."""
+    root = Path(__file__).parent.parent / "submissions"
+    result = run("grade", str(root), "-o", "out", "--no-reports", "--lang", "en")
+    assert result.exit_code == 1  # the corrupt upload
+    out = lines(result.output)
+    assert out[:2] == [f"10 submissions in {root} (named as in Moodle)",
+                       "  10 files found twice (same student, same bytes: a folder and a zip of the same export?), "
+                       "each graded once"]
+    rows = {r["student"]: r for r in csv.DictReader(open(here / "out" / "grades.csv", encoding="utf-8"))}
+    assert sorted(rows) == ["ana-belen-torres_21112", "chen-wei_21088", "daniel-okafor_21041",
+                            "irene-castro-gomez_21093", "javier-ruiz-molina_21105", "lucia-martin-prieto_21034",
+                            "marta-gil-ortega_21057", "pablo-romero-sanz_21062", "sofia-navarro-diaz_21070",
+                            "tom-becker_21120"]
+    assert rows["javier-ruiz-molina_21105"]["status"] == "unreadable"
+    assert "truncated file" in rows["javier-ruiz-molina_21105"]["reason"]
+    assert all(r["status"] == "graded" for k, r in rows.items() if k != "javier-ruiz-molina_21105")
+    assert all("!/" not in r["source"] for r in rows.values())  # the plain files, not the zip's copies
+    assert "test_leakage" in rows["sofia-navarro-diaz_21070"]["flags"].split()
+    assert "model_reuse" in rows["chen-wei_21088"]["flags"].split()
+    assert "no_outputs" in rows["irene-castro-gomez_21093"]["flags"].split()
+    best = max(rows.values(), key=lambda r: float(r["total"] or 0))
+    assert best["student"] in ("lucia-martin-prieto_21034", "tom-becker_21120")
+    moodle = list(csv.reader(open(here / "out" / "moodle_grades.csv", encoding="utf-8")))
+    assert moodle[1][:2] == ["Participant 21112", "Ana Belén Torres"]

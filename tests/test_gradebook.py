@@ -96,8 +96,8 @@ def test_lms_files() -> None:
     assert lms_csv("canvas", rows, title="Trabajo 2", max_total=10.0) == (
         "Student,ID,SIS User ID,SIS Login ID,Section,Trabajo 2\n"
         "Points Possible,,,,,10.00\n"
-        "Ana-Lopez_12,,,ana-lopez_12,,9.50\n"
-        "bea_13,,,bea_13,,\n")
+        "Ana-Lopez_12,,,,,9.50\n"
+        "bea_13,,,,,\n")
     assert lms_csv("generic", rows, title="T", max_total=10.0).splitlines()[0] == \
         "student,name,grade,max_grade,status,feedback"
     with pytest.raises(GradebookError):

@@ -4,7 +4,6 @@ dead and hung workers, re-runs and failed regrades."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import zipfile
 from dataclasses import replace
@@ -37,9 +36,13 @@ def test_grade_one_matches_grader_check() -> None:
     assert (result.total, result.max_total, result.assignment) == (check.total, check.max_total, check.assignment)
     assert result.sha256 == check.notebook_sha256 and result.grader_version == __version__
     payload = dict(result.result)
-    assert {k: payload[k] for k in check.to_dict()} == check.to_dict()  # the check JSON object, unchanged
+    plain = check.to_dict()
+    assert {k: payload[k] for k in plain if k not in ("checks", "runs")} == {k: v for k, v in plain.items()
+                                                                            if k not in ("checks", "runs")}
+    assert [{k: c[k] for k in plain["checks"][0]} for c in payload["checks"]] == plain["checks"]
     assert [h["text"] for h in payload["hints"]] == [h.text for h in check.hints]
     assert payload["flags"] == check.extras()["flags"]
+    assert [(r["exercise"], r["variant"]) for r in payload["runs"]] == [(r.exercise, r.variant) for r in check.runs]
     assert result.name == check.student  # the notebook names its author better than the file name
 
 
