@@ -139,6 +139,11 @@ def _same_training(run: RunView, spec: ExperimentSpec, facts: CodeFacts) -> bool
     model = next((m for m in facts.models if m.id == code.model), None)
     if model is None or not model.layers_known:
         return False
+    # Depth and width matter: a shallower sigmoid net legitimately learns faster than the
+    # reference's 3 hidden layers, so only the same hidden Dense stack is compared.
+    hidden = [layer.units for layer in model.layers if layer.kind == "dense"][:-1]
+    if hidden != [layer["units"] for layer in dense]:
+        return False
     kinds = {layer.kind for layer in model.layers}
     spec_kinds = {layer["type"] for layer in spec.layers}
     return (("batchnorm" in kinds) == ("batchnorm" in spec_kinds)

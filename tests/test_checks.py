@@ -39,7 +39,8 @@ x_test = x_test.reshape(-1, 784) / 255.0
 HELPER = """
 def red(act='relu', init='glorot_uniform', opt='sgd', epochs=3, verbose=2):
     m = Sequential([Input(shape=(784,)), Dense(256, activation=act, kernel_initializer=init),
-                    Dense(10, activation='softmax')])
+                    Dense(128, activation=act, kernel_initializer=init),
+                    Dense(64, activation=act, kernel_initializer=init), Dense(10, activation='softmax')])
     m.compile(optimizer=opt, loss='sparse_categorical_crossentropy', metrics=['accuracy'])
     return m.fit(x_train, y_train, epochs=epochs, batch_size=64, validation_split=0.2, verbose=verbose)
 """
@@ -538,6 +539,15 @@ def test_plausibility_needs_the_same_training_and_the_records(tmp_path):
     assert status(grade(tmp_path, cells, references=REFS), "optimizers")[0] == "pass"  # lr 0.1 is not the reference's
     assert grade(tmp_path, complete(), references=REFS).passed
     assert status(grade(tmp_path, cells, references={}), "optimizers")[0] == "pass"
+
+
+def test_a_different_architecture_is_not_compared(tmp_path):
+    """A shallower net legitimately learns faster than the reference's 3 hidden layers."""
+    cells = complete()
+    cells[2] = code(HELPER.replace("Dense(128, activation=act, kernel_initializer=init),\n", ""))
+    cells[6] = code("for i in ['zeros', 'random_normal', 'glorot_uniform']:\n    red(init=i)",
+                    k3([0.1, 0.5, 0.85]) + k3([0.7, 0.78, 0.8]) + k3([0.78, 0.82, 0.84]))
+    assert status(grade(tmp_path, cells, references=REFS), "initializers")[0] == "pass"
 
 
 def test_smaller_batches_are_compared_by_optimizer_steps(tmp_path):
