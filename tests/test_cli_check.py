@@ -40,8 +40,7 @@ def run(*args: str):
 
 def present(name: str) -> Path:
     path = NOTEBOOKS / name
-    if not path.exists():
-        pytest.skip(f"{name} is not built yet (tests/fixtures/make_notebooks.py)")
+    assert path.exists(), f"{name} is missing (tests/fixtures/make_notebooks.py builds it)"
     return path
 
 
