@@ -22,7 +22,7 @@ def test_every_experiment_has_a_current_full_record(name):
         assert record.seeds == battery.seeds
         assert [h.seed for h in record.histories] == list(battery.seeds)
         for h in record.histories:
-            assert 1 <= h.epochs <= target.epochs and 1 <= h.best_epoch <= h.epochs
+            assert h.epochs >= 1 and h.epochs <= target.epochs and h.best_epoch >= 1 and h.best_epoch <= h.epochs
             assert len(h.accuracy) == len(h.loss) == len(h.val_loss) == h.epochs
             assert (h.test_accuracy is not None) == target.evaluate_test
         if spec.kind == "test":
