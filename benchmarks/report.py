@@ -7,7 +7,7 @@ the batch grader's workers are after their first submission.
 
 Baseline, same students, same pool: WeasyPrint alone on the same HTML with its figures removed
 (the floor any report with this layout pays). Also measured: the same reports with the figure
-cache off (every figure drawn whole), and with --formats, PNG against SVG figures.
+cache off (every figure drawn whole), and with --formats, JPEG, PNG and SVG figures.
 
 Besides wall-clock rates, each run records every PDF's CPU time in its worker: on a machine busy
 with other work the wall rate says little, while the median CPU seconds per PDF project what N idle
@@ -72,7 +72,7 @@ def _text_only(html: str) -> tuple[float, int]:
     return time.process_time() - start, len(pdf)
 
 
-def _pool(workers: int, fmt: str = "png", cache: bool = True) -> cf.ProcessPoolExecutor:
+def _pool(workers: int, fmt: str = "jpeg", cache: bool = True) -> cf.ProcessPoolExecutor:
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                   initializer=_setup, initargs=(fmt, cache))
     list(pool.map(_noop, range(workers * 4)))  # start (and warm up) every worker before timing
@@ -116,7 +116,7 @@ def _line(name: str, n: int, wall: float, cpu: list[float], size: int, cores: in
 
 
 def formats(n: int) -> None:
-    """PNG against SVG figures, one process: where the time goes and what the PDF weighs."""
+    """JPEG, PNG and SVG figures, one process: where the time goes and what the PDF weighs."""
     import weasyprint
 
     from grader import assignment, plots, report
@@ -125,9 +125,9 @@ def formats(n: int) -> None:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     asg = assignment.load("trabajo2")
     refs = rd.references(asg)
-    print(f"\nPNG ({plots.PRINT_DPI} dpi, cached backgrounds) vs SVG (vector, text as text), one process, "
-          "CPU seconds per report:")
-    for fmt in ("png", "svg", "png", "svg"):  # twice: the first round warms up
+    print(f"\nJPEG and PNG ({plots.PRINT_DPI} dpi, cached backgrounds) vs SVG (vector, text as text), "
+          "one process, CPU seconds per report:")
+    for fmt in ("jpeg", "png", "svg") * 2:  # twice: the first round warms up
         stages = [0.0, 0.0, 0.0]
         size = 0
         for i in range(n):
@@ -147,8 +147,8 @@ def formats(n: int) -> None:
     for fmt, (s, size) in _FORMAT_ROWS.items():
         print(f"  {fmt}: figures+HTML {s[0]:.3f}  layout {s[1]:.3f}  PDF drawing+write {s[2]:.3f}  "
               f"total {sum(s):.3f} s   {size // 1024} KB/PDF")
-    png, svg = sum(_FORMAT_ROWS["png"][0]), sum(_FORMAT_ROWS["svg"][0])
-    print(f"  svg/png time: {svg / png:.2f}x   (dpi {plots.PRINT_DPI})")
+    jpeg, png, svg = (sum(_FORMAT_ROWS[f][0]) for f in ("jpeg", "png", "svg"))
+    print(f"  png/jpeg time: {png / jpeg:.2f}x   svg/jpeg time: {svg / jpeg:.2f}x   (dpi {plots.PRINT_DPI})")
 
 
 _FORMAT_ROWS: dict = {}
@@ -158,7 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--students", type=int, default=24)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--formats", action="store_true", help="also compare PNG and SVG figures")
+    ap.add_argument("--formats", action="store_true", help="also compare JPEG, PNG and SVG figures")
     args = ap.parse_args()
     n, w = args.students, args.workers
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -17,11 +17,11 @@ BANDS = [plots.Band("relu", [0.81, 0.845, 0.86, 0.865, 0.87], [0.80, 0.84, 0.85,
                     [0.82, 0.85, 0.87, 0.87, 0.875])]
 
 
-def curves(fmt: str = "png", **kw) -> bytes:
+def curves(fmt: str = plots.DEFAULT_FORMAT, **kw) -> bytes:
     return plots.curves_figure(CURVES, BANDS, xlabel="Epoch", ylabel="Validation accuracy", fmt=fmt, **kw)
 
 
-def final(fmt: str = "png") -> bytes:
+def final(fmt: str = plots.DEFAULT_FORMAT) -> bytes:
     markers = [plots.Marker("validation", "", 0.9012), plots.Marker("test", "", 0.8954),
                plots.Marker("validation", "reference", 0.902, 0.899, 0.905),
                plots.Marker("test", "reference", 0.895, 0.893, 0.898)]
@@ -30,7 +30,7 @@ def final(fmt: str = "png") -> bytes:
                               legend={"yours": "you", "tolerance": "±0.02"}, tolerance=(0.8812, 0.9212), fmt=fmt)
 
 
-def class_figures(fmt: str = "png") -> list[bytes]:
+def class_figures(fmt: str = plots.DEFAULT_FORMAT) -> list[bytes]:
     return [
         plots.totals_histogram([3, 5.5, 7, 7, 9.5, 10], 10, xlabel="points", ylabel="n", fmt=fmt),
         plots.status_bars([("Exercise 1: activation units", {"pass": 3, "fail": 1}),
@@ -43,12 +43,21 @@ def class_figures(fmt: str = "png") -> list[bytes]:
     ]
 
 
-def test_png_is_opaque_rgb_at_print_resolution():
-    image = Image.open(io.BytesIO(curves()))
-    assert image.format == "PNG" and image.mode == "RGB"  # no alpha: WeasyPrint embeds one image, not two
-    w, h = plots.CURVES_SIZE
-    assert abs(image.size[0] - w * plots.PRINT_DPI) <= 1 and abs(image.size[1] - h * plots.PRINT_DPI) <= 1
+def test_rasters_are_opaque_rgb_at_print_resolution():
+    assert plots.DEFAULT_FORMAT == "jpeg"  # WeasyPrint embeds JPEG as is; it re-encodes PNG
+    for fmt, name in (("jpeg", "JPEG"), ("png", "PNG")):
+        image = Image.open(io.BytesIO(curves(fmt)))
+        assert image.format == name and image.mode == "RGB"  # no alpha: WeasyPrint embeds one image, not two
+        w, h = plots.CURVES_SIZE
+        assert abs(image.size[0] - w * plots.PRINT_DPI) <= 1 and abs(image.size[1] - h * plots.PRINT_DPI) <= 1
     assert plots.PRINT_DPI >= 150
+
+
+def test_jpeg_keeps_full_colour_resolution():
+    image = Image.open(io.BytesIO(curves("jpeg")))
+    from PIL import JpegImagePlugin
+
+    assert JpegImagePlugin.get_sampling(image) == 0  # 4:4:4: thin coloured lines keep their colour
 
 
 def test_every_figure_in_both_formats():
@@ -56,6 +65,8 @@ def test_every_figure_in_both_formats():
         for data in [curves(fmt), final(fmt), *class_figures(fmt)]:
             if fmt == "png":
                 assert data.startswith(b"\x89PNG\r\n\x1a\n")
+            elif fmt == "jpeg":
+                assert data.startswith(b"\xff\xd8\xff")
             else:
                 assert data.lstrip().startswith(b"<?xml") and b"<svg" in data
 
@@ -99,7 +110,7 @@ def test_reference_variants_keep_their_style_whatever_the_student_ran():
 
 def test_empty_figure_with_a_note():
     data = plots.curves_figure([], [], xlabel="Epoch", ylabel="acc", empty_note="nothing to draw")
-    assert data.startswith(b"\x89PNG")
+    assert data.startswith(b"\xff\xd8\xff")
 
 
 def test_nice_limits_snap_to_a_grid():

@@ -46,7 +46,7 @@ def refs(trabajo2):
 
 def _without_images(html: str) -> str:
     """Golden files keep the markup, not the pixels (those depend on the FreeType build)."""
-    return re.sub(r'data:image/(png|svg\+xml);base64,[A-Za-z0-9+/=]+', r'data:image/\1;base64,…', html)
+    return re.sub(r'data:image/(jpeg|png|svg\+xml);base64,[A-Za-z0-9+/=]+', r'data:image/\1;base64,…', html)
 
 
 def _golden(name: str, html: str) -> None:
