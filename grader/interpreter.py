@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .symbols import (UNKNOWN, Const, Data, DictV, Func, Klass, LambdaV, Model, Ref, Score, Seq, Site,
+from .symbols import (UNKNOWN, Const, Data, DictV, Func, Klass, LambdaV, Model, Ref, Rows, Score, Seq, Site,
                       as_int, as_number, first_of, scalar, scores_in)
 
 MAX_ITER = 64  # longer loops run once with unknown loop variables
@@ -24,6 +24,8 @@ MAX_STEPS = 100_000  # statements interpreted per notebook
 # calls that rank or pick among values: given test scores of two models, a choice by test accuracy
 RANKING_CALLS = frozenset({"max", "min", "sorted", "argmax", "argmin", "argsort", "nlargest", "nsmallest",
                            "idxmax", "idxmin", "sort_values", "sort"})
+# calls that make an index array over a dataset's rows (a split by hand: x_train[perm[:12000]])
+INDEX_CALLS = frozenset({"permutation", "arange", "choice"})
 
 
 @dataclass
@@ -518,7 +520,14 @@ class Interpreter:
         base = self.eval(e.value)
         rows = e.slice.elts[0] if isinstance(e.slice, ast.Tuple) and e.slice.elts else e.slice  # x[:n, :]
         if isinstance(base, Data):
-            return self._slice_data(base, self._bounds(rows)) if isinstance(rows, ast.Slice) else base
+            if isinstance(rows, ast.Slice):
+                return self._slice_data(base, self._bounds(rows))
+            return self._index_data(base, self.eval(rows))
+        if isinstance(base, Rows) and isinstance(e.slice, ast.Slice):
+            bounds = self._bounds(e.slice)
+            if base.n is None or UNKNOWN in bounds or bounds[2] == 0:
+                return Rows(base.total, None, self.site(e))
+            return Rows(base.total, len(range(base.n)[slice(*bounds)]), self.site(e))
         if isinstance(e.slice, ast.Slice):
             bounds = self._bounds(e.slice)
             if isinstance(base, Seq) and UNKNOWN not in bounds and bounds[2] != 0:
@@ -545,6 +554,16 @@ class Interpreter:
             out.append(scalar(value) if isinstance(value, Const) and (value.value is None or as_int(value) is not None)
                        else UNKNOWN)
         return out
+
+    @staticmethod
+    def _index_data(data: Data, index: Any) -> Data:
+        """``x_train[idx]`` with an index array over all its rows: a part of ``idx.n`` rows (a
+        shuffled split by hand); any other index leaves the data as it is."""
+        if not isinstance(index, Rows) or index.total is None or index.total != data.rows:
+            return data
+        if index.n is None:
+            return Data(data.source, ("rows", None), data.site)
+        return data if index.n == index.total else Data(data.source, ("rows", index.n), data.site)
 
     @staticmethod
     def _slice_data(data: Data, bounds: list) -> Data:
@@ -703,7 +722,28 @@ class Interpreter:
             return builtin
         if last in RANKING_CALLS:
             self._ranking(args, kwargs, site)
+        if last in INDEX_CALLS and (rows := self._index_array(last, args, kwargs, site)) is not None:
+            return rows
         return self.propagate(args, kwargs)
+
+    @staticmethod
+    def _index_array(name: str, args: list, kwargs: dict, site: Site) -> Rows | None:
+        """``permutation(N)``, ``arange(N)``, ``choice(N, n, replace=False)``: indices into N rows
+        (numpy's module functions and a Generator's methods alike)."""
+        first = args[0] if args else kwargs.get("a")
+        if isinstance(first, Rows):  # permutation(idx): the same indices, shuffled
+            return first if name == "permutation" else None
+        total = as_int(first)
+        if total is None or total <= 0:
+            return None
+        if name in ("permutation", "arange"):
+            return Rows(total, total, site) if len(args) <= 1 else None
+        size = as_int(args[1] if len(args) > 1 else kwargs.get("size"))
+        replace = args[2] if len(args) > 2 else kwargs.get("replace")
+        if name == "choice" and size is not None and 0 < size <= total and isinstance(replace, Const) \
+                and replace.value is False:
+            return Rows(total, size, site)
+        return None
 
     def _builtin(self, name: str, args: list, kwargs: dict, site: Site) -> Any:
         """Python builtins whose result we can know (range, zip, len...); None for the others."""
@@ -779,6 +819,10 @@ class Interpreter:
             if attr in RANKING_CALLS:
                 self._ranking([recv], kwargs, self.site(node))
             return recv
+        if attr in INDEX_CALLS and not isinstance(recv, (Seq, DictV, Data)):  # rng.permutation(60000)
+            rows = self._index_array(attr, args, kwargs, self.site(node))
+            if rows is not None:
+                return rows
         if isinstance(recv, Const) and isinstance(recv.value, str) and attr in ("lower", "upper", "strip", "title",
                                                                               "capitalize"):
             return Const(getattr(recv.value, attr)(), recv.site)

@@ -92,6 +92,17 @@ class Data:
 
 
 @dataclass(eq=False, slots=True)
+class Rows:
+    """An integer index array over the rows of a dataset: ``np.random.permutation(len(x_train))``,
+    ``np.arange(60000)``, ``rng.choice(60000, 12000, replace=False)``, or a slice of one. ``total``
+    is the length of what it indexes, ``n`` how many indices it holds (None when unknown).
+    ``x_train[rows]`` is then a part of ``n`` rows of the training set, as a slice would be."""
+    total: int | None
+    n: int | None
+    site: Site | None = None
+
+
+@dataclass(eq=False, slots=True)
 class Model:
     id: int
     name: str | None

@@ -362,6 +362,50 @@ def test_held_out_slices_assigned_together_and_normalized():
     assert facts.runs[0].validation.fraction == 0.2
 
 
+def test_shuffled_split_by_hand_with_a_permutation():
+    facts = extract(cells(DATA, """
+        import numpy as np
+        idx = np.random.permutation(len(x_train))
+        n_val = int(0.2 * len(x_train))
+        x_val, y_val = x_train[idx[:n_val]], y_train[idx[:n_val]]
+        x_tr, y_tr = x_train[idx[n_val:]], y_train[idx[n_val:]]
+        model = Sequential([Flatten(), Dense(10, activation='softmax')])
+        model.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')
+        model.fit(x_tr, y_tr, epochs=40, validation_data=(x_val, y_val))
+    """))
+    assert facts.runs[0].validation.fraction == 0.2
+    assert [(s.kind, s.fraction, s.names) for s in facts.validation.splits] == [
+        ("slice", 0.2, ("x_val",)), ("slice", 0.2, ("y_val",))]
+
+
+def test_index_arrays_from_arange_shuffle_and_a_generator_flow_into_validation_data():
+    for make in ("indices = np.arange(x_train.shape[0])\nnp.random.shuffle(indices)",
+                 "rng = np.random.default_rng(0)\nindices = rng.permutation(60000)"):
+        facts = extract(cells(DATA, "import numpy as np\n" + make + """
+split = int(x_train.shape[0] * 0.8)
+train_idx, val_idx = indices[:split], indices[split:]
+model = Sequential([Flatten(), Dense(10, activation='softmax')])
+model.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')
+model.fit(x_train[train_idx], y_train[train_idx], epochs=40,
+          validation_data=(x_train[val_idx], y_train[val_idx]))
+"""))
+        assert facts.runs[0].validation.fraction == 0.2, make
+
+
+def test_a_random_choice_of_validation_rows_and_an_index_of_another_length():
+    facts = extract(cells(DATA, """
+        import numpy as np
+        val_idx = np.random.choice(60000, 15000, replace=False)
+        model = Sequential([Flatten(), Dense(10, activation='softmax')])
+        model.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')
+        model.fit(x_train, y_train, epochs=40, validation_data=(x_train[val_idx], y_train[val_idx]))
+        other = np.random.permutation(10000)[:2000]
+        model.fit(x_train, y_train, epochs=40, validation_data=(x_train[other], y_train[other]))
+    """))
+    assert facts.runs[0].validation.fraction == 0.25
+    assert facts.runs[1].validation.fraction is None  # 10000 indices do not index 60000 rows
+
+
 def test_a_split_named_x_test_but_taken_from_the_training_set_is_not_the_test_set():
     facts = extract(cells(DATA, """
         from sklearn.model_selection import train_test_split
