@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import __version__
+from . import __version__, atomic
 from .errors import ReferenceRunError
 
 METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
@@ -160,18 +158,8 @@ def dumps(obj: Any) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a record so that a crash leaves the old file or the new one, never half of one."""
+    atomic.write_atomic(path, text)
 
 
 class Store:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import jinja2
 from markupsafe import Markup
 
+from . import atomic
 from . import plots
 from .assignment import Assignment
 from .records import RunRecord
@@ -138,19 +138,9 @@ def html_to_pdf(html: str, *, url_fetcher: Any = None) -> bytes:
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a report atomically (a crash leaves the old file or the new one)."""
-    target = Path(path)
+    """Write a report atomically (a crash leaves the old file or the new one). Not fsynced: a
+    report is derived data, rendered again by the next run if a power cut loses it."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for others to read
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        return atomic.write_atomic(path, data, durable=False)
     except OSError as exc:
-        raise ReportError(f"{target}: cannot write the report ({exc.strerror})") from None
-    return target
+        raise ReportError(f"{path}: cannot write the report ({exc.strerror})") from None
