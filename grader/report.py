@@ -15,8 +15,10 @@ refuses every other URL, so rendering never reads a local file or the network.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -109,17 +111,43 @@ class RefusedURL(ValueError):
     """A report asked for something other than a data: URL."""
 
 
-def data_only_fetcher() -> Any:
-    """A WeasyPrint URL fetcher that serves data: URLs and refuses everything else (file, http...)."""
-    from weasyprint.urls import URLFetcher
+FIGURE_SCHEME = "grader-figure"
+# The figures this module put in the HTML: an <img> tag's src attribute holding a data: URI.
+# Student text cannot match it: autoescaping turns its "<" and '"' into entities.
+_FIGURE_SRC = re.compile(r'(<img [^>]*?src=")data:(image/(?:jpeg|png|svg\+xml));base64,([A-Za-z0-9+/=]+)"')
+
+
+def data_only_fetcher(figures: Mapping[str, tuple[str, bytes]] | None = None) -> Any:
+    """A WeasyPrint URL fetcher that serves data: URLs (and the report's own figures, handed over
+    in memory) and refuses everything else (file, http...)."""
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+    known = dict(figures or {})
 
     class DataOnlyFetcher(URLFetcher):
         def fetch(self, url: str, headers: Any = None) -> Any:
+            if url in known:
+                mime, body = known[url]
+                return URLFetcherResponse(url, body=body, headers={"Content-Type": mime})
             if not url.lower().startswith("data:"):
                 raise RefusedURL(f"reports load only data: URLs, refused {url[:80]!r}")
             return super().fetch(url, headers)
 
     return DataOnlyFetcher(allowed_protocols=("data",), allow_redirects=False, timeout=1)
+
+
+def _hand_over_figures(html: str) -> tuple[str, dict[str, tuple[str, bytes]]]:
+    """Take the figures' data: URIs out of the HTML: WeasyPrint's HTML parser reads a 100 KB
+    attribute character by character (a tenth of a report's time), while the fetcher can hand
+    the decoded bytes over directly."""
+    figures: dict[str, tuple[str, bytes]] = {}
+
+    def stash(match: re.Match[str]) -> str:
+        key = f"{FIGURE_SCHEME}:{len(figures)}"
+        figures[key] = (match.group(2), base64.b64decode(match.group(3)))
+        return f'{match.group(1)}{key}"'
+
+    return _FIGURE_SRC.sub(stash, html), figures
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,7 +161,10 @@ def html_to_pdf(html: str, *, url_fetcher: Any = None) -> bytes:
     """Render HTML to PDF with no base URL and the data-only fetcher (A4 comes from report.css)."""
     import weasyprint
 
-    document = weasyprint.HTML(string=html, base_url=None, url_fetcher=url_fetcher or data_only_fetcher())
+    if url_fetcher is None:
+        html, figures = _hand_over_figures(html)
+        url_fetcher = data_only_fetcher(figures)
+    document = weasyprint.HTML(string=html, base_url=None, url_fetcher=url_fetcher)
     return document.write_pdf(font_config=_font_config(), uncompressed_pdf=False)
 
 

@@ -238,6 +238,22 @@ def test_a_notebook_with_urls_in_its_text_makes_the_report_fetch_nothing(server,
     assert all(u.startswith("data:") for u in tried)
 
 
+def test_figures_go_to_weasyprint_in_memory_and_student_text_that_looks_like_one_stays_text(trabajo2, refs):
+    nasty = 'data:image/png;base64,AAAA <img src="data:image/png;base64,AAAA">'
+    html = report.render_student_report_html(rd.trabajo2_result(nasty=nasty), refs, trabajo2, lang="en", date=DATE)
+    stripped, figures = report._hand_over_figures(html)
+    assert len(figures) == html.count('<img class="figure')
+    assert figures
+    assert "data:image/png;base64,AAAA &lt;img" in stripped  # the student's text, still escaped text
+    assert "data:image/jpeg" not in stripped
+    assert all(mime == "image/jpeg" and body.startswith(b"\xff\xd8") for mime, body in figures.values())
+    fetcher = report.data_only_fetcher(figures)
+    with pytest.raises(report.RefusedURL):
+        fetcher.fetch(f"{report.FIGURE_SCHEME}:{len(figures)}")  # only the figures handed over
+    with pytest.raises(report.RefusedURL):
+        report.data_only_fetcher().fetch("file:///etc/passwd")
+
+
 # ----------------------------------------------------------------------- real notebook -> PDF
 
 def _pdftotext(pdf: bytes, tmp_path: Path) -> str:
