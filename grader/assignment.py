@@ -106,10 +106,12 @@ class ExperimentSpec:
     callbacks: tuple[Mapping[str, Any], ...]
     evaluate_test: bool
     seeds: tuple[int, ...]
+    label_smoothing: float = 0.0  # > 0: categorical cross-entropy on smoothed one-hot labels
 
     def training_spec(self) -> dict[str, Any]:
-        """What determines the training (not the names): the input of the spec hash."""
-        return {
+        """What determines the training (not the names): the input of the spec hash. Keys that
+        are at their default are left out, so adding an option changes no existing hash."""
+        out = {
             "split": self.split,
             "layers": [dict(layer) for layer in self.layers],
             "optimizer": dict(self.optimizer),
@@ -122,6 +124,9 @@ class ExperimentSpec:
             "input_shape": [28, 28],
             "classes": 10,
         }
+        if self.label_smoothing:
+            out["label_smoothing"] = self.label_smoothing
+        return out
 
     def spec_hash(self) -> str:
         blob = json.dumps(self.training_spec(), sort_keys=True, separators=(",", ":"))
@@ -365,7 +370,15 @@ def _experiment(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: int,
         callbacks=callbacks,
         evaluate_test=spec.get("evaluate_test", bool, False),
         seeds=seeds,
+        label_smoothing=_fraction(spec, "label_smoothing"),
     )
+
+
+def _fraction(spec: "_Reader", key: str) -> float:
+    value = float(spec.get(key, (int, float), 0.0))
+    if not 0.0 <= value < 1.0:
+        raise spec._fail(key, f"must be in [0, 1), got {value!r}")
+    return value
 
 
 def parse(raw: Mapping[str, Any], source: str) -> Assignment:

@@ -94,6 +94,7 @@ checks = [{{ id = "e", points = 1.0 }}]
     ('exercise = "e"\n' + 'activation = { class = "LeakyReLU", alpha = 0.1 }', r"activation 'leaky_relu' takes no parameter 'alpha'"),
     ('exercise = "zzz"', r"experiments\[0\] \(a\).exercise: unknown exercise 'zzz'"),
     ('exercise = "e"\n' + 'layers = [{ type = "conv" }]', r"experiments\[0\] \(a\).layers\[0\].type: unknown layer 'conv'"),
+    ('exercise = "e"\n' + 'label_smoothing = 1.5', r"experiments\[0\] \(a\).label_smoothing: must be in \[0, 1\), got 1.5"),
 ])
 def test_bad_toml_names_key(tmp_path, extra, message):
     path = tmp_path / "x.toml"
@@ -112,3 +113,13 @@ def test_missing_field_and_invalid_toml(tmp_path):
         assignment.load(path)
     path.write_text(BASE.format(extra='exercise = "e"'))
     assert assignment.load(path).experiment("a").layers[0]["units"] == 8
+
+
+def test_label_smoothing_enters_the_spec_only_when_set(tmp_path):
+    plain, smooth = tmp_path / "p.toml", tmp_path / "s.toml"
+    plain.write_text(BASE.format(extra='exercise = "e"'))
+    smooth.write_text(BASE.format(extra='exercise = "e"\nlabel_smoothing = 0.1'))
+    a, b = assignment.load(plain).experiment("a"), assignment.load(smooth).experiment("a")
+    assert "label_smoothing" not in a.training_spec()  # existing records keep their hash
+    assert b.training_spec()["label_smoothing"] == 0.1
+    assert a.spec_hash() != b.spec_hash()

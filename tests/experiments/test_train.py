@@ -37,3 +37,14 @@ def test_final_restores_best_and_evaluates_test(tiny_data, battery):
     assert h.final_val_accuracy == max(h.val_accuracy)
     assert h.test_accuracy is not None and 0.0 <= h.test_accuracy <= 1.0
     assert len(h.learning_rate) == h.epochs
+
+
+@pytest.mark.slow
+def test_label_smoothing_trains_on_one_hot_targets_with_the_same_accuracy_metric(tiny_data, battery):
+    spec = dict(battery.experiment("acts.relu").training_spec(), label_smoothing=0.1)
+    smooth = run_job(Job("acts.relu", spec, seed=1))
+    plain = _train(battery, "acts.relu")
+    assert len(smooth.val_accuracy) == 3
+    assert all(0.0 <= v and v <= 1.0 for v in smooth.val_accuracy)
+    assert smooth.loss != plain.loss  # a different loss was minimised
+    assert smooth.loss[0] > 0.1  # smoothed targets keep the loss away from 0
