@@ -38,12 +38,12 @@ def test_index_lists_every_record():
 
 
 def test_reference_final_model_meets_the_bar():
-    """Validation >= 0.905 on every seed. Test accuracy: 0.8982-0.8998 over the 3 seeds, short of
-    the 0.900 we aimed for; this guards against regressions below what was measured."""
+    """The targets of the foundation issue: validation >= 0.905 on every seed, mean test >= 0.900
+    (measured: 0.9093-0.9138 and 0.9000-0.9012 over the 3 seeds)."""
     final = Store(reference_dir()).get("final")
     assert min(h.final_val_accuracy for h in final.histories) >= 0.905
     tests = [h.test_accuracy for h in final.histories]
-    assert sum(tests) / len(tests) >= 0.898
+    assert sum(tests) / len(tests) >= 0.900
 
 
 def test_zeros_init_does_not_learn():
