@@ -360,7 +360,7 @@ def data_uri(image: bytes, fmt: str) -> str:
 
 # ------------------------------------------------------------------------------- internals
 
-_CACHE_SIZE = 16
+_CACHE_SIZE = 64  # backgrounds kept per process (~2 MB each): a class of 22 kinds of notebook needs 57
 _cache: OrderedDict[Hashable, tuple[Figure, Any, Any]] = OrderedDict()
 _cache_lock = threading.Lock()
 
