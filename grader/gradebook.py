@@ -18,19 +18,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import sqlite3
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
+from . import atomic
 from .errors import GraderError
 
-SCHEMA_VERSION = 1
-STATUSES = ("graded", "unreadable", "error")  # error: the grader failed (a bug); retried on the next run
+SCHEMA_VERSION = 2  # 2: status 'timeout' (a re-execution that ran out of time); 1 is migrated on open
+# error: the grader failed (a bug); timeout: `grade --execute` ran out of time. Both are retried.
+STATUSES = ("graded", "unreadable", "error", "timeout")
 DONE_STATUSES = ("graded", "unreadable")  # what a re-run skips
 LMS_KINDS = ("moodle", "canvas", "generic")
 LMS_FILES = {"moodle": "moodle_grades.csv", "canvas": "canvas_grades.csv", "generic": "lms_grades.csv"}
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS results (
     student        TEXT NOT NULL,
     sha256         TEXT NOT NULL,
     grader_version TEXT NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('graded', 'unreadable', 'error')),
+    status         TEXT NOT NULL CHECK (status IN ('graded', 'unreadable', 'error', 'timeout')),
     total          REAL,
     max_total      REAL,
     name           TEXT NOT NULL,
@@ -159,6 +159,8 @@ class Gradebook:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) == 1:
+                _migrate_v1(self.db)
             elif int(row[0]) != SCHEMA_VERSION:
                 raise GradebookError(f"{self.path}: gradebook schema {row[0]}, this grader reads "
                                      f"{SCHEMA_VERSION}; use another --db")
@@ -270,6 +272,18 @@ class Gradebook:
         return self._transaction(body)
 
 
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2 inside the caller's transaction: SQLite cannot change a CHECK constraint, so
+    the results table is rebuilt with the new status list and its rows copied over."""
+    db.execute("ALTER TABLE results RENAME TO results_v1")
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        db.execute(statement)
+    db.execute("INSERT INTO results SELECT * FROM results_v1")
+    db.execute("DROP TABLE results_v1")
+    db.execute("CREATE INDEX IF NOT EXISTS results_by_notebook ON results (student, sha256, grader_version)")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
 def _from_row(row: Mapping[str, Any]) -> GradeResult:
     return GradeResult(assignment=row["assignment"], student=row["student"], sha256=row["sha256"],
                        grader_version=row["grader_version"], status=row["status"], name=row["name"],
@@ -356,31 +370,11 @@ def results_json(results: Sequence[GradeResult], refused: Sequence[Mapping[str, 
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write an export atomically (a crash leaves the old file or the new one), readable as any
-    new file would be (mkstemp's 0600 would hide grades.csv from the TA sharing the folder)."""
-    target = Path(path)
+    """Write an export atomically (a crash leaves the old file or the new one)."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(text.encode("utf-8"))
-                fh.flush()
-                os.fchmod(fh.fileno(), 0o666 & ~_umask())
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        return atomic.write_atomic(path, text)
     except OSError as exc:
-        raise GradebookError(f"{target}: cannot write it ({exc.strerror or exc})") from None
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        raise GradebookError(f"{path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _one_line(text: Any) -> str:

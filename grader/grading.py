@@ -39,6 +39,10 @@ DEFAULT_TIMEOUT_S = 600.0  # one notebook: checks + PDF; a hung worker is killed
 MAX_CRASHES = 2  # a notebook that takes down a worker this many times is recorded as an error
 
 EventSink = Callable[[str, Mapping[str, Any]], None]
+# What runs a batch: (jobs, workers, timeout, record, emit, worker). ``record`` is the parent's one
+# gradebook writer; the local pool (``_drive``) and the dask driver (grader.distributed) both fit.
+Driver = Callable[[Sequence["Job"], int, float, Callable[[GradeResult], None], EventSink,
+                   Callable[["Job"], GradeResult]], None]
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Job:
     out_dir: str | None
     flags: tuple[str, ...] = ()  # from the intake: late, duplicate_id
     references: str = ""  # reference_digest() when the batch was planned
+    execute: bool = False  # re-run the notebook in the sandbox first (grader.execute)
+    exec_timeout: float | None = None  # with execute: total seconds (None: the core's default)
+    cell_timeout: float | None = None  # with execute: seconds per cell (None: only the total)
+    max_epochs: int | None = None  # with execute: cap every fit() at this many epochs
 
 
 def file_sha256(path: Path | None) -> str:
@@ -161,11 +169,15 @@ def grade_one(job: Job) -> GradeResult:
     if sub.path is None:
         return replace(base, status="unreadable", reason=f"{sub.source}: {sub.problem or 'not extracted'}",
                        seconds=time.perf_counter() - start)
+    verification = None
     try:
         from .submission import check_notebook
 
         refs = None if job.assignment == AUTO else _references(job.assignment)
-        check = check_notebook(sub.path, assignment=job.assignment, lang=job.lang, references=refs)
+        if job.execute:
+            check, verification = _verified(job, refs)
+        else:
+            check = check_notebook(sub.path, assignment=job.assignment, lang=job.lang, references=refs)
     except GraderError as exc:
         return replace(base, status="unreadable", reason=_as_source(str(exc), sub),
                        seconds=time.perf_counter() - start)
@@ -175,8 +187,15 @@ def grade_one(job: Job) -> GradeResult:
     result = payload(check)
     if sub.lms != "moodle" and check.student and check.student != sub.path.stem:
         base = replace(base, name=check.student)  # the notebook names its author better than a file name
+    if verification is not None:
+        result = {**result, "verification": verification.to_dict()}
+        if verification.executed.status == "timeout":
+            return replace(base, assignment=check.assignment, status="timeout", result=result,
+                           reason=_timeout_reason(verification.executed, sub, check.lang),
+                           seconds=time.perf_counter() - start)
+    ran = {f"execute_{verification.executed.status}"} - {"execute_ok"} if verification is not None else set()
     graded = replace(base, assignment=check.assignment, status="graded", total=check.total,
-                     max_total=check.max_total, flags=tuple(sorted(set(flag_kinds(result)) | set(job.flags))),
+                     max_total=check.max_total, flags=tuple(sorted(set(flag_kinds(result)) | set(job.flags) | ran)),
                      result=result)
     if job.out_dir is not None:
         try:
@@ -185,6 +204,41 @@ def grade_one(job: Job) -> GradeResult:
             graded = replace(graded, flags=tuple(sorted(set(graded.flags) | {"no_report"})),
                              reason=_crash_reason(sub, "rendering its report", exc))
     return replace(graded, seconds=time.perf_counter() - start)
+
+
+def _verified(job: Job, refs: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """Re-execute the submission in the sandbox, then check it (see grader.execute.verify_notebook)."""
+    from .execute import verify_notebook
+
+    assert job.submission.path is not None
+    return verify_notebook(job.submission.path, assignment=job.assignment, lang=job.lang, references=refs,
+                           timeout=job.exec_timeout, cell_timeout=job.cell_timeout, max_epochs=job.max_epochs)
+
+
+def _timeout_reason(executed: Any, sub: Submission, lang: str) -> str:
+    from .messages import load
+
+    msg = load(lang)
+    if executed.cell:
+        return msg.text("verify.timeout_reason", source=sub.source, cell=executed.cell, reason=executed.reason)
+    return msg.text("verify.timeout_reason_nocell", source=sub.source, reason=executed.reason)
+
+
+def with_execute(plan: "Plan", *, timeout: float | None, cell_timeout: float | None,
+                 max_epochs: int | None) -> "Plan":
+    """The plan with every job re-executing its notebook first (`grader grade --execute`)."""
+    todo = tuple(replace(j, execute=True, exec_timeout=timeout, cell_timeout=cell_timeout, max_epochs=max_epochs)
+                 for j in plan.todo)
+    return replace(plan, todo=todo)
+
+
+def batch_timeout(plan: "Plan") -> float:
+    """Seconds a worker may spend on one job: the usual limit, plus the execution's own when the
+    jobs re-execute (the execution enforces its limit itself; this is the pool's backstop)."""
+    from .execute import DEFAULT_TIMEOUT_S as EXECUTE_S, GRACE_S
+
+    extra = max((float(j.exec_timeout or EXECUTE_S) + GRACE_S for j in plan.todo if j.execute), default=0.0)
+    return DEFAULT_TIMEOUT_S + extra
 
 
 def _safe_id(name: str) -> str:
@@ -291,9 +345,10 @@ def _worker_init() -> None:
 
 def run(plan: Plan, book: Gradebook, *, workers: int, graded_at: Callable[[], str],
         on_event: EventSink | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-        worker: Callable[[Job], GradeResult] = grade_one) -> BatchOutcome:
+        worker: Callable[[Job], GradeResult] = grade_one, driver: Driver | None = None) -> BatchOutcome:
     """Grade ``plan.todo`` in ``workers`` processes; record each result in ``book`` as it arrives.
-    ``worker`` (a module-level function, for the tests) replaces :func:`grade_one`."""
+    ``worker`` (a module-level function, for the tests) replaces :func:`grade_one`; ``driver``
+    replaces the local process pool (e.g. a dask cluster's ``drive_grading``)."""
     emit = on_event or (lambda kind, info: None)
     emit("start", {"total": plan.total, "todo": len(plan.todo), "skipped": len(plan.done), "workers": workers})
     for old in plan.done:
@@ -313,7 +368,7 @@ def run(plan: Plan, book: Gradebook, *, workers: int, graded_at: Callable[[], st
     interrupted = False
     if plan.todo:
         try:
-            _drive(plan.todo, max(1, workers), timeout, record, emit, worker)
+            (driver or _drive)(plan.todo, max(1, workers), timeout, record, emit, worker)
         except KeyboardInterrupt:
             interrupted = True
     keys = [r.key for r in plan.done]

@@ -61,3 +61,13 @@ def real_data() -> Path:
     from grader.data import locate
 
     return locate(None)
+
+
+@pytest.fixture
+def no_reference_runs(tmp_path_factory, monkeypatch):
+    """CLI tests: no shipped reference records (plausibility off) and messages in the default
+    language, whatever the machine's locale."""
+    monkeypatch.setenv("GRADER_REFERENCE_DIR", str(tmp_path_factory.mktemp("no-references")))
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)

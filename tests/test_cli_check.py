@@ -26,12 +26,7 @@ ENTRIES = {e["file"]: e for e in MANIFEST["notebook"]}
 GOOD = "good_complete.ipynb"
 
 
-@pytest.fixture(autouse=True)
-def no_reference_runs(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GRADER_REFERENCE_DIR", str(tmp_path_factory.mktemp("no-references")))
-    monkeypatch.setenv("LANG", "C.UTF-8")
-    monkeypatch.delenv("LC_ALL", raising=False)
-    monkeypatch.delenv("LC_MESSAGES", raising=False)
+pytestmark = pytest.mark.usefixtures("no_reference_runs")
 
 
 def run(*args: str):

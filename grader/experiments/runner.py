@@ -154,32 +154,76 @@ def _runtime_info() -> dict[str, Any]:
 Event = Callable[[str, Mapping[str, Any]], None]
 
 
+class Collector:
+    """The driver side of a battery, whatever trains the jobs: turns each finished (job, result)
+    into records, stored by this process (the one writer) as soon as every seed of a spec is in,
+    and relays epoch progress. Used by :func:`run` and by the dask driver alike."""
+
+    def __init__(self, plan: Plan, store: Store, outcome: Outcome, runtime: dict[str, Any], emit: Event) -> None:
+        self.plan, self.store, self.outcome, self.runtime, self.emit = plan, store, outcome, runtime, emit
+        self.by_hash: dict[str, list[ExperimentSpec]] = {}
+        for spec in plan.train:
+            self.by_hash.setdefault(spec.spec_hash(), []).append(spec)
+        self.done: dict[str, dict[int, dict[str, Any]]] = {h: {} for h in self.by_hash}
+
+    def result(self, job: Job, got: tuple[str, int, dict[str, Any], dict[str, Any]]) -> None:
+        """A job's ``_work`` result: keep its history; store the records its seed completes."""
+        spec_hash, seed, history, info = got
+        self.runtime.update(info)
+        self.done[spec_hash][seed] = history
+        specs = self.by_hash[spec_hash]
+        if len(self.done[spec_hash]) == len(specs[0].seeds):
+            for spec in specs:
+                record = _record(self.plan, spec, self.done[spec_hash], self.runtime)
+                self.store.put(record)
+                self.outcome.trained.append(record)
+                self.emit("record", {"record": record})
+
+    def failed(self, job: Job, message: str) -> None:
+        """A job that could not train: every experiment sharing its spec failed (the others go on)."""
+        for spec in self.by_hash[job.key]:
+            self.outcome.failed.append(spec.id)
+            self.emit("error", {"id": spec.id, "message": message})
+
+    def epoch(self, spec_hash: str, seed: int, epoch: int, val: float) -> None:
+        specs = self.by_hash.get(spec_hash, ())
+        if specs:
+            self.emit("epoch", {"id": specs[0].id, "ids": [s.id for s in specs], "seed": seed, "epoch": epoch,
+                                "epochs": specs[0].epochs, "val_accuracy": val})
+
+
+BatteryDriver = Callable[[Sequence[Job], Collector], None]
+
+
 def run(plan: Plan, store: Store, *, workers: int, data_dir: str | None,
-        on_event: Event | None = None) -> Outcome:
+        on_event: Event | None = None, driver: BatteryDriver | None = None) -> Outcome:
     """Train what the plan says, write each record as it completes, return what happened.
 
     ``on_event(kind, info)`` receives "start" (jobs, total_epochs), "epoch" (id, seed, epoch,
     val_accuracy), "record" (record), "error" (id, message). Ctrl-C ends the workers and returns
-    with ``interrupted=True``; every record already written stays.
+    with ``interrupted=True``; every record already written stays. ``driver`` (e.g. the dask one)
+    trains the jobs elsewhere and hands each result to the collector; by default a local pool.
     """
     emit = on_event or (lambda kind, info: None)
     outcome = Outcome(cached=list(plan.cached))
     jobs = plan.jobs(data_dir)
-    by_hash: dict[str, list[ExperimentSpec]] = {}
-    for spec in plan.train:
-        by_hash.setdefault(spec.spec_hash(), []).append(spec)
     emit("start", {"jobs": len(jobs), "total_epochs": plan.total_epochs, "workers": workers})
     if not jobs:
         return outcome
 
     workers = max(1, min(workers, len(jobs)))
     threads = max(1, (os.cpu_count() or 1) // workers)
+    collect = Collector(plan, store, outcome, {"workers": workers, "threads_per_worker": threads}, emit)
+    if driver is not None:
+        try:
+            driver(jobs, collect)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        return outcome
     ctx = mp.get_context("spawn")
     manager = SyncManager(ctx=ctx)
     manager.start(_ignore_sigint)
     events = manager.Queue()
-    done: dict[str, dict[int, dict[str, Any]]] = {h: {} for h in by_hash}
-    runtime: dict[str, Any] = {"workers": workers, "threads_per_worker": threads}
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                   initializer=_init_worker, initargs=(threads, events))
     futures = {pool.submit(_work, job): job for job in jobs}
@@ -187,26 +231,16 @@ def run(plan: Plan, store: Store, *, workers: int, data_dir: str | None,
     try:
         while pending:
             finished, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            _drain(events, by_hash, emit)
+            _drain(events, collect)
             for fut in finished:
                 job = futures[fut]
                 try:
-                    spec_hash, seed, history, info = fut.result()
+                    got = fut.result()
                 except Exception as exc:  # a failed experiment must not lose the others
-                    for spec in by_hash[job.key]:
-                        outcome.failed.append(spec.id)
-                        emit("error", {"id": spec.id, "message": f"{type(exc).__name__}: {exc}"})
+                    collect.failed(job, f"{type(exc).__name__}: {exc}")
                     continue
-                runtime.update(info)
-                done[spec_hash][seed] = history
-                specs = by_hash[spec_hash]
-                if len(done[spec_hash]) == len(specs[0].seeds):
-                    for spec in specs:
-                        record = _record(plan, spec, done[spec_hash], runtime)
-                        store.put(record)
-                        outcome.trained.append(record)
-                        emit("record", {"record": record})
-        _drain(events, by_hash, emit)
+                collect.result(job, got)
+        _drain(events, collect)
     except KeyboardInterrupt:
         outcome.interrupted = True
         for proc in list(getattr(pool, "_processes", {}).values()):
@@ -219,16 +253,13 @@ def run(plan: Plan, store: Store, *, workers: int, data_dir: str | None,
     return outcome
 
 
-def _drain(events: Any, by_hash: Mapping[str, Sequence[ExperimentSpec]], emit: Event) -> None:
+def _drain(events: Any, collect: Collector) -> None:
     while True:
         try:
             spec_hash, seed, epoch, val = events.get_nowait()
         except (queue.Empty, EOFError, OSError):
             return
-        specs = by_hash.get(spec_hash, ())
-        if specs:
-            emit("epoch", {"id": specs[0].id, "ids": [s.id for s in specs], "seed": seed, "epoch": epoch,
-                           "epochs": specs[0].epochs, "val_accuracy": val})
+        collect.epoch(spec_hash, seed, epoch, val)
 
 
 def _record(plan: Plan, spec: ExperimentSpec, histories: Mapping[int, Mapping[str, Any]],
