@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import DataError
+from .files import sha256_file
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -184,16 +185,8 @@ def checksums(data_dir: str | Path | None = None) -> dict[str, str]:
     for stem in FILES.values():
         path = _file_in(directory, stem)
         assert path is not None
-        out[path.name] = _sha256_file(path)
+        out[path.name] = sha256_file(path)
     return dict(sorted(out.items()))
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_indices(split: str, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

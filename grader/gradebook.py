@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from . import atomic
+from . import files
 from .errors import GraderError
 
 SCHEMA_VERSION = 2  # 2: status 'timeout' (a re-execution that ran out of time); 1 is migrated on open
@@ -372,7 +372,7 @@ def results_json(results: Sequence[GradeResult], refused: Sequence[Mapping[str, 
 def write_text(path: Path, text: str) -> Path:
     """Write an export atomically (a crash leaves the old file or the new one)."""
     try:
-        return atomic.write_atomic(path, text)
+        return files.write_atomic(path, text)
     except OSError as exc:
         raise GradebookError(f"{path}: cannot write it ({exc.strerror or exc})") from None
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import __version__
 from .errors import GraderError
+from .files import sha256_file
 from .gradebook import DONE_STATUSES, Gradebook, GradeResult
 from .intake import Intake, Submission
 
@@ -67,14 +68,10 @@ def file_sha256(path: Path | None) -> str:
     """The notebook's sha256 (the gradebook key); "-" when there is no readable file."""
     if path is None:
         return "-"
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError:
         return "-"
-    return digest.hexdigest()
 
 
 def reference_digest(root: Path | None = None) -> str:
@@ -294,7 +291,7 @@ def make_plan(intake: Intake, book: Gradebook, *, assignment: str, lang: str, da
     for sub in intake.submissions:
         flags = tuple(sorted(({"late"} if sub.late else set()) | ({"duplicate_id"} if sub.student_id in dup_ids
                                                                     else set())))
-        job = Job(sub, file_sha256(sub.path), assignment, lang, date, out_dir, flags, refs)
+        job = Job(sub, sub.sha256 or file_sha256(sub.path), assignment, lang, date, out_dir, flags, refs)
         old = None if regrade else book.lookup(sub.student_id, job.sha256, __version__, assignment=asg_key)
         fresh = old is not None and (old.status == "unreadable" or old.references == refs)
         if old is not None and old.status in DONE_STATUSES and fresh and _report_present(old, out_dir):

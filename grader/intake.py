@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping
 
 from .errors import GraderError
+from .files import sha256_file
 from .notebook import DEFAULT_MAX_BYTES
 
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -95,17 +96,19 @@ class Submission:
     lms_id: str | None = None  # Moodle participant id, Canvas user id
     late: bool = False
     problem: str | None = None
+    sha256: str | None = None  # of the file at ``path``, read once at intake (None: no readable file)
 
     def to_dict(self) -> dict[str, Any]:
         return {"student_id": self.student_id, "name": self.name, "source": self.source,
                 "path": None if self.path is None else str(self.path), "lms": self.lms,
-                "lms_id": self.lms_id, "late": self.late, "problem": self.problem}
+                "lms_id": self.lms_id, "late": self.late, "problem": self.problem, "sha256": self.sha256}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Submission":
         return cls(student_id=d["student_id"], name=d["name"], source=d["source"],
                    path=None if d.get("path") is None else Path(d["path"]), lms=d["lms"],
-                   lms_id=d.get("lms_id"), late=bool(d.get("late", False)), problem=d.get("problem"))
+                   lms_id=d.get("lms_id"), late=bool(d.get("late", False)), problem=d.get("problem"),
+                   sha256=d.get("sha256"))
 
 
 @dataclass(frozen=True)
@@ -479,8 +482,9 @@ def _assemble(source: str, found: _Found) -> Intake:
     by_base: dict[str, list[tuple[str, Path | None, str | None, Identity]]] = {}
     identical: list[tuple[str, str]] = []
     seen: dict[tuple[str, str], str] = {}
+    digests: dict[str, str | None] = {}
     for item in named:
-        digest = _digest(item[1])
+        digest = digests[item[0]] = _digest(item[1])
         if digest is not None and (item[3].student_id, digest) in seen:
             identical.append((item[0], seen[(item[3].student_id, digest)]))
             continue
@@ -501,7 +505,8 @@ def _assemble(source: str, found: _Found) -> Intake:
                 sid = f"{base}-{k}"
                 taken.add(sid)
             ids.append(sid)
-            submissions.append(Submission(sid, who.name, src, path, who.lms, who.lms_id, who.late, problem))
+            submissions.append(Submission(sid, who.name, src, path, who.lms, who.lms_id, who.late, problem,
+                                          digests[src]))
         if len(group) > 1:
             duplicates.append(Duplicate(base, tuple(g[0] for g in group), tuple(ids)))
     submissions.sort(key=lambda s: s.student_id)
@@ -512,14 +517,10 @@ def _assemble(source: str, found: _Found) -> Intake:
 def _digest(path: Path | None) -> str | None:
     if path is None:
         return None
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _by_folder(named: list[tuple[str, Path | None, str | None, Identity]]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import __version__, atomic
+from . import __version__, files
 from .errors import ReferenceRunError
 
 METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
@@ -157,11 +157,6 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=True) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a record so that a crash leaves the old file or the new one, never half of one."""
-    atomic.write_atomic(path, text)
-
-
 class Store:
     """A folder of RunRecord JSON files (``<id>.json``) plus ``index.json``."""
 
@@ -190,7 +185,7 @@ class Store:
 
     def put(self, record: RunRecord) -> Path:
         path = self.path(record.id)
-        write_atomic(path, dumps(record.to_dict()))
+        files.write_atomic(path, dumps(record.to_dict()))
         return path
 
     def records(self) -> list[RunRecord]:
@@ -210,5 +205,5 @@ class Store:
                                    "seeds": list(r.seeds)} for r in records},
         }
         path = self.root / "index.json"
-        write_atomic(path, dumps(index))
+        files.write_atomic(path, dumps(index))
         return path

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import jinja2
 from markupsafe import Markup
 
-from . import atomic
+from . import files
 from . import plots
 from .assignment import Assignment
 from .records import RunRecord
@@ -172,6 +172,6 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write a report atomically (a crash leaves the old file or the new one). Not fsynced: a
     report is derived data, rendered again by the next run if a power cut loses it."""
     try:
-        return atomic.write_atomic(path, data, durable=False)
+        return files.write_atomic(path, data, durable=False)
     except OSError as exc:
         raise ReportError(f"{path}: cannot write the report ({exc.strerror})") from None

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash (or ``kill -9``) leaves the old file or the new one, never half.
+"""Files: atomic writes (a crash or ``kill -9`` leaves the old file or the new one, never half)
+and content digests.
 
 One implementation for every file grader writes (reference records, grades exports, reports):
 the bytes go to a temporary file in the target's folder, which is then renamed over the target.
@@ -8,6 +9,7 @@ would hide ``grades.csv`` or a report from the TA who shares the folder).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -38,3 +40,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, durable: bo
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MB blocks. Raises OSError."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
